@@ -1,4 +1,4 @@
-"""Developer tasks: ``python -m nox -s tests lint typecheck bench demo``."""
+"""Developer tasks: ``python -m nox -s tests lint typecheck bench demo soak``."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ nox.options.reuse_existing_virtualenvs = True
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Run the test suite against real Redis and PostgreSQL."""
-    session.install("-e", ".[dev]")
+    """Run the test suite against real Redis and PostgreSQL (and the service example)."""
+    session.install("-e", ".[dev,service]")
     session.run("pytest", *(session.posargs or ["-q", "-p", "no:cacheprovider"]))
 
 
@@ -35,7 +35,7 @@ def typecheck(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Run benchmarks/ (A/B against the real alternatives); table to stdout and a file."""
-    session.install("-e", ".[dev,bench]")
+    session.install("-e", ".[dev,bench,service]")
     session.run("python", "benchmarks/run.py", *session.posargs, env={"PYTHONHASHSEED": "0"})
 
 
@@ -47,3 +47,11 @@ def demo(session: nox.Session) -> None:
     if os.environ.get("REDIS_URL") and "--redis" not in args:
         args += ["--redis", os.environ["REDIS_URL"]]
     session.run("ragprod", "demo", *args)
+
+
+@nox.session
+def soak(session: nox.Session) -> None:
+    """Fault-injection soak of the FastAPI example (Redis killed, LLM outage); stops by itself."""
+    session.install("-e", ".[service]")
+    args = session.posargs or ["--duration", "60", "--clients", "16"]
+    session.run("python", "benchmarks/soak.py", *args)
