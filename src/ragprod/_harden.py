@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Callable
 from typing import Any
@@ -56,6 +57,50 @@ class HardenedQueryEngine(StepQueryEngine):
         return {step.name: step for step in self.steps}
 
 
+class _PIIScrubber:
+    """Tracing's scrubber when ``harden`` also has a PII layer: the anonymizer's
+    detectors first (names, phone numbers, IBANs...), then the built-in regexes."""
+
+    def __init__(self, anonymizer: Any, fallback: Callable[[str], str]) -> None:
+        self._anonymizer = anonymizer
+        self._fallback = fallback
+
+    def __call__(self, text: str) -> str:
+        return str(self._fallback(self._anonymizer.scrub(text)))
+
+    def __repr__(self) -> str:
+        return "PIIScrubber()"
+
+
+def _share_pii_detection(configs: dict[str, Any]) -> None:
+    """Let the tracing layer scrub captured text with the PII layer's detectors.
+
+    Only when tracing uses the default scrubber: one the caller chose is kept.
+    ``pii=True`` is resolved to a ``PIIAnonymizer`` here so both layers share it.
+    """
+    pii, tracing = configs["pii"], configs["tracing"]
+    if pii in (None, False) or tracing in (None, False):
+        return
+    try:
+        from ragprod.logging import scrub_text
+        from ragprod.pii import PIIAnonymizer
+        from ragprod.pii._step import PIIStep
+        from ragprod.tracing import Tracing
+    except ModuleNotFoundError:  # pragma: no cover - a layer that has not landed
+        return
+    if pii is True:
+        pii = configs["pii"] = PIIAnonymizer()
+    anonymizer = pii.anonymizer if isinstance(pii, PIIStep) else pii
+    if not isinstance(anonymizer, PIIAnonymizer):
+        return  # make_step reports the wrong type
+    if tracing is True:
+        tracing = Tracing()
+    if isinstance(tracing, Tracing) and tracing.scrubber is scrub_text:
+        configs["tracing"] = dataclasses.replace(
+            tracing, scrubber=_PIIScrubber(anonymizer, scrub_text)
+        )
+
+
 def harden(
     index_or_engine: BaseIndex[Any] | BaseQueryEngine,
     *,
@@ -74,7 +119,9 @@ def harden(
     engine. Each layer argument takes ``True`` (defaults), a configured object
     of that layer (``ragprod.guard.QueryGuard(...)``, ...), or ``None``/``False``
     (off). All layers share one ``RagMetrics`` and run inside one shell, so a
-    hardened query pays LlamaIndex's dispatcher span once.
+    hardened query pays LlamaIndex's dispatcher span once. With both ``pii``
+    and ``tracing`` on, text the tracing layer captures (``capture_content``,
+    exception messages) is scrubbed with the PII layer's detectors too.
 
     Args:
         index_or_engine: a LlamaIndex index (its ``as_query_engine(**engine_kwargs)``
@@ -119,6 +166,7 @@ def harden(
         "cache": cache,
         "resilience": resilience,
     }
+    _share_pii_detection(configs)
     steps: list[QueryStep] = []
     missing: list[str] = []
     for layer, package in LAYERS:
