@@ -151,6 +151,16 @@ def _describe(value: Any, depth: int, seen: set[int]) -> Any:
     if isinstance(index_id, str) and hasattr(value, "index_struct"):
         # An index: its identity, not its contents.
         return {"@": name, "index_id": index_id}
+    own = getattr(value, "fingerprint", None)
+    if callable(own) and not isinstance(value, type):
+        # An object that states its own configuration identity (a PIIAnonymizer):
+        # walking it would hash its runtime state (counters, vault entries).
+        try:
+            identity = own()
+        except Exception:  # a fingerprint() that needs arguments: walk the object
+            identity = None
+        if isinstance(identity, str):
+            return {"@": name, "fingerprint": identity}
     get_template = getattr(value, "get_template", None)
     if callable(get_template) and hasattr(value, "template_vars"):
         try:

@@ -6,15 +6,18 @@ import json
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from llama_index.core import Document, VectorStoreIndex
 from llama_index.core.base.base_query_engine import BaseQueryEngine
 
 from ragprod.testing import ExtractiveLLM, HashEmbedding
+
+if TYPE_CHECKING:
+    from ragprod.demo._hardened import Hardened
 
 __all__ = ["DemoContext", "Section", "load_corpus"]
 
@@ -36,7 +39,13 @@ def load_corpus() -> list[Document]:
 
 @dataclass
 class DemoContext:
-    """What the sections share: the index, the engine, options and the report."""
+    """What the sections share: the index, the engines, options and the report.
+
+    ``hardened`` is set by the ``harden`` section for the sections after it;
+    ``logs`` holds the structlog events of the running section; ``cleanup``
+    is closed when the demo ends (it uninstalls what sections installed and
+    deletes the demo's Redis keys).
+    """
 
     redis_url: str | None = None
     as_json: bool = False
@@ -46,6 +55,9 @@ class DemoContext:
     embed_model: HashEmbedding = field(default_factory=lambda: HashEmbedding(dim=256))
     llm: ExtractiveLLM = field(default_factory=ExtractiveLLM)
     report: dict[str, Any] = field(default_factory=dict)
+    hardened: Hardened | None = None
+    logs: list[dict[str, Any]] = field(default_factory=list)
+    cleanup: ExitStack = field(default_factory=ExitStack)
     _section: str = ""
 
     def say(self, text: str = "") -> None:

@@ -13,7 +13,13 @@ from ragprod.errors import CryptoError
 
 __all__ = ["encryption"]
 
-_PROBES = ("Priya", "refund", "Redis", "Hunter2secret")
+# What to look for on disk, and how to name it without printing it.
+_PROBES = {
+    "a customer's name": "Priya",
+    "a password from a ticket": "Hunter2secret",
+    "the word 'refund'": "refund",
+    "the word 'Redis'": "Redis",
+}
 
 
 def encryption(ctx: DemoContext) -> None:
@@ -28,7 +34,7 @@ def encryption(ctx: DemoContext) -> None:
             storage.persist(persist_dir=tmp)
         files = sorted(Path(tmp).iterdir())
         blob = b"".join(f.read_bytes() for f in files)
-        leaks = {word: blob.count(word.encode()) for word in _PROBES}
+        leaks = {label: blob.count(word.encode()) for label, word in _PROBES.items()}
         ctx.say(f"  built and persisted {len(index.docstore.docs)} nodes in {t['ms']:.0f} ms")
         for f in files:
             ctx.say(f"  {f.name}: {f.stat().st_size} bytes, mode {oct(f.stat().st_mode & 0o777)}")

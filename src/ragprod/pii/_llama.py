@@ -22,11 +22,12 @@ __all__ = ["PIINodePostprocessor", "PIITransform"]
 class PIINodePostprocessor(BaseNodePostprocessor):
     """Anonymizes retrieved nodes before they reach the LLM.
 
-    Each node's text is anonymized with the given anonymizer (pseudonyms by
-    default, so a :class:`PIIQueryEngine` sharing the anonymizer restores them
-    in the answer). Nodes are copied, never changed in place: the docstore
-    keeps the original. One anonymizer serves every request; nothing is built
-    per node.
+    Each node's text and string metadata values are anonymized with the given
+    anonymizer (pseudonyms by default, so a :class:`PIIQueryEngine` sharing the
+    anonymizer restores them in the answer). Metadata matters: LlamaIndex puts
+    it into the LLM prompt unless excluded, and caches store it. Nodes are
+    copied, never changed in place: the docstore keeps the original. One
+    anonymizer serves every request; nothing is built per node.
 
     Args:
         anonymizer: the :class:`PIIAnonymizer` (default: ``PIIAnonymizer()``).
@@ -68,10 +69,16 @@ class PIINodePostprocessor(BaseNodePostprocessor):
     def _one(self, item: NodeWithScore) -> NodeWithScore:
         node = item.node
         result = self._anonymizer.anonymize(node.get_content())
-        if not result.entities:
+        # String metadata rides along: into the LLM prompt (unless excluded) and any cache.
+        metadata = {
+            key: self._anonymizer.anonymize(value).text if isinstance(value, str) else value
+            for key, value in node.metadata.items()
+        }
+        if not result.entities and metadata == node.metadata:
             return item
         copy = node.model_copy()
         copy.set_content(result.text)
+        copy.metadata = metadata
         return NodeWithScore(node=copy, score=item.score)
 
 

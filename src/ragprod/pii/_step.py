@@ -28,10 +28,11 @@ class PIIStep:
     On the way down it pseudonymizes the query (and any custom embedding
     strings), so neither a cache key, nor the retriever, nor the LLM sees raw
     PII. On the way back, with ``restore=True``, it puts the originals back
-    into the answer text and the source nodes' text, using the request's own
-    mapping first and the anonymizer's vault for pseudonyms that came from
-    anonymized documents. Streamed answers are restored chunk by chunk; a
-    pseudonym split across chunks is held back until it is complete.
+    into the answer text and the source nodes' text and string metadata, using
+    the request's own mapping first and the anonymizer's vault for pseudonyms
+    that came from anonymized documents. Streamed answers are restored chunk
+    by chunk; a pseudonym split across chunks is held back until it is
+    complete.
 
     Args:
         anonymizer: the :class:`PIIAnonymizer` to use.
@@ -96,10 +97,15 @@ class PIIStep:
         node = item.node
         text = node.get_content()
         restored = self.anonymizer.deanonymize(text, mapping)
-        if restored == text:
+        metadata = {
+            key: self.anonymizer.deanonymize(value, mapping) if isinstance(value, str) else value
+            for key, value in node.metadata.items()
+        }
+        if restored == text and metadata == node.metadata:
             return item
         copy = node.model_copy()
         copy.set_content(restored)
+        copy.metadata = metadata
         return NodeWithScore(node=copy, score=item.score)
 
     def handle(self, query: QueryBundle, call_next: SyncNext) -> RESPONSE_TYPE:
