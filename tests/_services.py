@@ -43,6 +43,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def delete_prefix(url: str, prefix: str) -> None:
+    """Delete every Redis key under ``prefix`` (a test's own namespace)."""
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
 def redis_answers(url: str) -> bool:
     try:
         client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)

@@ -14,6 +14,7 @@ import redis.asyncio as aredis
 from tests._services import (
     RedisProcess,
     blackhole_server,
+    delete_prefix,
     free_port,
     resolve_postgres_url,
     resolve_redis_url,
@@ -40,13 +41,7 @@ def redis_prefix(redis_server_url: str) -> Iterator[str]:
     """A key prefix unique to this test; every key under it is deleted afterwards."""
     prefix = f"ragprod-test:{uuid.uuid4().hex[:12]}"
     yield prefix
-    client = redis.Redis.from_url(redis_server_url)
-    try:
-        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+    delete_prefix(redis_server_url, prefix)
 
 
 @pytest.fixture

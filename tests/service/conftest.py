@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests._services import free_port
+from tests._services import delete_prefix, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -123,17 +123,9 @@ def redis_service_prefix(redis_server_url: str) -> Iterator[str]:
     """A Redis key prefix for the service under test; its keys are deleted at the end."""
     import uuid
 
-    import redis
-
     prefix = f"ragprod-test:svc-{uuid.uuid4().hex[:10]}"
     yield prefix
-    client = redis.Redis.from_url(redis_server_url)
-    try:
-        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+    delete_prefix(redis_server_url, prefix)
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,7 @@ import ragprod
 from ragprod.demo import load_corpus
 from ragprod.metrics import RagMetrics
 from ragprod.testing import ExtractiveLLM, FaultyQueryEngine, HashEmbedding
-from tests._services import free_port
+from tests._services import delete_prefix, free_port
 from tests.service.conftest import ROOT, ServiceProcess
 
 DEPLOY = ROOT / "deploy"
@@ -94,7 +94,6 @@ def _layers(metrics: RagMetrics, redis_url: str, prefix: str) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def exported(redis_server_url: str) -> Iterator[dict[str, tuple[str, frozenset[str]]]]:
     """Metric families of a fully hardened engine and the service: name -> (type, labels)."""
-    import redis
 
     metrics = RagMetrics()
     prefix = f"ragprod-test:deploy-{uuid.uuid4().hex[:8]}"
@@ -136,13 +135,7 @@ def exported(redis_server_url: str) -> Iterator[dict[str, tuple[str, frozenset[s
         labels |= set(getattr(collector, "_labelnames", ()))
         families[family.name] = (family.type, frozenset(labels - {"le"}))
     yield families
-    client = redis.Redis.from_url(redis_server_url)
-    try:
-        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+    delete_prefix(redis_server_url, prefix)
 
 
 def _expressions() -> list[tuple[str, str]]:

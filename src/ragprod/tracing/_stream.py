@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 
@@ -13,33 +13,25 @@ if TYPE_CHECKING:
 __all__ = ["TracedAsyncStream", "TracedStream"]
 
 
-class TracedStream:
-    """Wraps a response generator: the query span ends when the stream does."""
+class _Stream:
+    """What the sync and async wrappers share: the bookkeeping around one pull."""
 
     __slots__ = ("__weakref__", "_done", "_inner", "_scope")
 
-    def __init__(self, inner: Iterator[str], scope: QueryScope) -> None:
+    def __init__(self, inner: Any, scope: QueryScope) -> None:
         self._inner = inner
         self._scope = scope
         self._done = False
 
-    def __iter__(self) -> TracedStream:
-        return self
+    def _enter(self) -> object:
+        return otel_context.attach(self._scope.context)
 
-    def __next__(self) -> str:
+    def _failed(self, exc: BaseException) -> None:
+        self._done = True
+        self._scope.fail(exc)
+
+    def _got(self, piece: str) -> str:
         scope = self._scope
-        token = otel_context.attach(scope.context)
-        try:
-            piece = next(self._inner)
-        except StopIteration:
-            self._end("success")
-            raise
-        except BaseException as exc:
-            self._done = True
-            scope.fail(exc)
-            raise
-        finally:
-            otel_context.detach(token)
         scope.first_token()
         if scope.pieces is not None:
             scope.pieces.append(piece)
@@ -49,6 +41,36 @@ class TracedStream:
         if not self._done:
             self._done = True
             self._scope.finish(self._scope.response, outcome)
+
+    def __del__(self) -> None:
+        if not self._done:
+            self._end("cancelled")
+
+
+class TracedStream(_Stream):
+    """Wraps a response generator: the query span ends when the stream does."""
+
+    __slots__ = ()
+
+    def __init__(self, inner: Iterator[str], scope: QueryScope) -> None:
+        super().__init__(inner, scope)
+
+    def __iter__(self) -> TracedStream:
+        return self
+
+    def __next__(self) -> str:
+        token = self._enter()
+        try:
+            piece = next(self._inner)
+        except StopIteration:
+            self._end("success")
+            raise
+        except BaseException as exc:
+            self._failed(exc)
+            raise
+        finally:
+            otel_context.detach(token)  # type: ignore[arg-type]
+        return self._got(piece)
 
     def close(self) -> None:
         """Stop early: close the inner generator and end the span (``cancelled``)."""
@@ -61,47 +83,31 @@ class TracedStream:
         finally:
             self._end("cancelled")
 
-    def __del__(self) -> None:
-        if not self._done:
-            self._end("cancelled")
 
-
-class TracedAsyncStream:
+class TracedAsyncStream(_Stream):
     """Wraps an async response generator: the query span ends when the stream does."""
 
-    __slots__ = ("__weakref__", "_done", "_inner", "_scope")
+    __slots__ = ()
 
     def __init__(self, inner: AsyncIterator[str], scope: QueryScope) -> None:
-        self._inner = inner
-        self._scope = scope
-        self._done = False
+        super().__init__(inner, scope)
 
     def __aiter__(self) -> TracedAsyncStream:
         return self
 
     async def __anext__(self) -> str:
-        scope = self._scope
-        token = otel_context.attach(scope.context)
+        token = self._enter()
         try:
-            piece = await self._inner.__anext__()
+            piece: str = await self._inner.__anext__()
         except StopAsyncIteration:
             self._end("success")
             raise
         except BaseException as exc:
-            self._done = True
-            scope.fail(exc)
+            self._failed(exc)
             raise
         finally:
-            otel_context.detach(token)
-        scope.first_token()
-        if scope.pieces is not None:
-            scope.pieces.append(piece)
-        return piece
-
-    def _end(self, outcome: str) -> None:
-        if not self._done:
-            self._done = True
-            self._scope.finish(self._scope.response, outcome)
+            otel_context.detach(token)  # type: ignore[arg-type]
+        return self._got(piece)
 
     async def aclose(self) -> None:
         """Stop early: close the inner generator and end the span (``cancelled``)."""
@@ -112,8 +118,4 @@ class TracedAsyncStream:
             if aclose is not None:
                 await aclose()
         finally:
-            self._end("cancelled")
-
-    def __del__(self) -> None:
-        if not self._done:
             self._end("cancelled")
