@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import functools
-import inspect
 import itertools
 import threading
 import time
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from opentelemetry.trace import get_current_span as _current_span
 
 from ragprod.errors import CircuitOpenError, ConfigurationError
 from ragprod.metrics import RagMetrics
+from ragprod.resilience._decorate import wrap_async
 from ragprod.resilience._shared import SharedStateMixin
 from ragprod.resilience._signals import Signals, log, span_event
 from ragprod.resilience._state import (
@@ -550,14 +550,9 @@ class CircuitBreaker(SharedStateMixin):
 
     def __call__(self, fn: Callable[P, T]) -> Callable[P, T]:
         """Use the breaker as a decorator on a sync or async function."""
-        if inspect.iscoroutinefunction(fn):
-            afn = cast(Callable[..., Awaitable[Any]], fn)
-
-            @functools.wraps(fn)
-            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                return await self.acall(afn, *args, **kwargs)
-
-            return cast(Callable[P, T], async_wrapper)
+        async_wrapper = wrap_async(self.acall, fn)
+        if async_wrapper is not None:
+            return async_wrapper
 
         @functools.wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:

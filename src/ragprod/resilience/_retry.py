@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar, cast
+from typing import Any, ParamSpec, TypeVar
 
 import tenacity
 from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception
 
 from ragprod.errors import ConfigurationError
 from ragprod.metrics import RagMetrics
+from ragprod.resilience._decorate import wrap_async
 from ragprod.resilience._mode import TEST_MODE
 from ragprod.resilience._predicates import RETRYABLE, retry_after_of
 from ragprod.resilience._signals import Signals, log, span_event
@@ -305,14 +305,9 @@ class RetryPolicy:
 
     def __call__(self, fn: Callable[P, T]) -> Callable[P, T]:
         """Use the policy as a decorator on a sync or async function."""
-        if inspect.iscoroutinefunction(fn):
-            afn = cast(Callable[..., Awaitable[Any]], fn)
-
-            @functools.wraps(fn)
-            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                return await self.acall(afn, *args, **kwargs)
-
-            return cast(Callable[P, T], async_wrapper)
+        async_wrapper = wrap_async(self.acall, fn)
+        if async_wrapper is not None:
+            return async_wrapper
 
         @functools.wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
