@@ -75,6 +75,33 @@ def test_sync_thread_timeout_stops_waiting_and_keeps_context() -> None:
     release.set()  # the abandoned call ends on its own
 
 
+def test_sync_thread_timeout_reraises_the_callees_error_unchanged() -> None:
+    """An exception inside the worker reaches the caller as itself, traceback included."""
+
+    def boom() -> None:
+        raise KeyError("from the callee")
+
+    t = Timeout(5, name="err")
+    with pytest.raises(KeyError, match="from the callee") as info:
+        t.call(boom)
+    assert any(frame.name == "boom" for frame in info.traceback)
+    assert t.call(lambda: 3) == 3  # the worker survived
+
+
+def test_sync_thread_timeout_skips_calls_abandoned_before_they_started() -> None:
+    """With every worker busy, a call that times out in the queue never runs at all."""
+    release = threading.Event()
+    ran: list[str] = []
+    t = Timeout(0.05, name="busy", max_workers=1)
+    with pytest.raises(UpstreamTimeoutError):
+        t.call(release.wait, 10)  # occupies the only worker
+    with pytest.raises(UpstreamTimeoutError):
+        t.call(ran.append, "late")  # queued behind it, abandoned
+    release.set()
+    assert t.call(lambda: "next") == "next"  # runs after the first call ends
+    assert ran == []
+
+
 def test_sync_check_timeout_discards_late_results() -> None:
     """sync='check' runs inline and refuses a result that came after the deadline."""
     clock = FakeClock()

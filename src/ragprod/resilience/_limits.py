@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import concurrent.futures
 import contextlib
 import contextvars
 import functools
@@ -13,7 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any, Literal, ParamSpec, TypeVar
+from typing import Any, Generic, Literal, ParamSpec, TypeVar, cast
 
 from ragprod.errors import BulkheadFullError, ConfigurationError, UpstreamTimeoutError
 from ragprod.metrics import RagMetrics
@@ -123,16 +122,15 @@ class Timeout:
                 raise self._expired(seconds)
             return result
         context = contextvars.copy_context()
-        future: concurrent.futures.Future[T] = self._pool().submit(
-            functools.partial(context.run, fn, *args, **kwargs)
-        )
-        try:
-            return future.result(timeout=seconds)
-        except concurrent.futures.TimeoutError as exc:
-            if future.done():  # finished at the last moment: take it
-                return future.result()
-            future.cancel()
-            raise self._expired(seconds) from exc
+        job: _Job[T] = _Job(functools.partial(context.run, fn, *args, **kwargs))
+        self._pool().submit(job)
+        # A lock released by the worker is the cheapest hand-back CPython has
+        # (a Future costs a Condition and several more lock round trips).
+        if not job.finished.acquire(timeout=seconds):
+            job.abandoned = True  # a worker that has not started it will skip it
+            if not job.finished.acquire(blocking=False):  # not finished at the last moment
+                raise self._expired(seconds)
+        return job.outcome()
 
     async def acall(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Await ``fn`` and cancel it at the deadline."""
@@ -184,6 +182,40 @@ class Timeout:
         return f"Timeout({self.seconds}, sync={self.sync!r})"
 
 
+class _Job(Generic[T]):
+    """One call handed to a worker: the function, its outcome, and a lock held until done."""
+
+    __slots__ = ("abandoned", "error", "finished", "fn", "result")
+
+    def __init__(self, fn: Callable[[], T]) -> None:
+        self.fn: Callable[[], T] | None = fn
+        self.result: T | None = None
+        self.error: BaseException | None = None
+        self.abandoned = False
+        self.finished = threading.Lock()
+        self.finished.acquire()
+
+    def run(self) -> None:
+        fn, self.fn = self.fn, None
+        try:
+            if fn is not None and not self.abandoned:
+                self.result = fn()
+        except BaseException as exc:  # handed to the caller, if still waiting
+            self.error = exc
+        finally:
+            self.finished.release()
+
+    def outcome(self) -> T:
+        error = self.error
+        if error is not None:
+            self.error = None  # no reference cycle through the traceback
+            try:
+                raise error
+            finally:
+                error = None
+        return cast(T, self.result)
+
+
 class _DaemonPool:
     """A minimal thread pool of daemon threads.
 
@@ -195,14 +227,12 @@ class _DaemonPool:
     def __init__(self, max_workers: int, prefix: str) -> None:
         self._max = max_workers
         self._prefix = prefix
-        self._queue: queue.SimpleQueue[tuple[Callable[[], object], concurrent.futures.Future[Any]]]
-        self._queue = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Job[Any]] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._threads = 0
         self._idle = 0
 
-    def submit(self, fn: Callable[[], T]) -> concurrent.futures.Future[T]:
-        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+    def submit(self, job: _Job[Any]) -> None:
         with self._lock:
             if self._idle == 0 and self._threads < self._max:
                 self._threads += 1
@@ -210,17 +240,11 @@ class _DaemonPool:
                 threading.Thread(target=self._work, name=name, daemon=True).start()
             else:
                 self._idle -= 1 if self._idle else 0
-        self._queue.put((fn, future))
-        return future
+        self._queue.put(job)
 
     def _work(self) -> None:
         while True:
-            fn, future = self._queue.get()
-            if future.set_running_or_notify_cancel():
-                try:
-                    future.set_result(fn())
-                except BaseException as exc:  # handed to the caller, if still waiting
-                    future.set_exception(exc)
+            self._queue.get().run()
             with self._lock:
                 self._idle += 1
 
