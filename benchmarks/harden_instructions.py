@@ -6,7 +6,7 @@ counts the instructions of every thread, the same for the same input whatever
 else the machine does. Each variant runs twice (0 and N queries after the same
 setup and warm-up); the difference divided by N is the cost of one query.
 
-Usage (about 12 minutes with two cores; needs ``valgrind`` on PATH)::
+Usage (about 15 minutes with two cores; needs ``valgrind`` on PATH)::
 
     python benchmarks/harden_instructions.py [--queries 200] [--jobs 2]
 
@@ -32,6 +32,7 @@ VARIANTS = (
     "every layer",
     "every layer, inline timeout",
     "every layer, async",
+    "every layer, L1 hit",
 )
 
 
@@ -67,15 +68,18 @@ def child(variant: str, queries: int) -> None:
         async def run() -> None:
             for i in range(20):
                 await engine.aquery(f"warm {i}")
+            await engine.aquery("How long do refunds take?")
             for i in range(queries):
                 await engine.aquery(f"How long do refunds take? #{i}")
 
         asyncio.run(run())
         return
+    hit = variant.endswith("L1 hit")  # the same question every time: served from L1
     for i in range(20):
         engine.query(f"warm {i}")
+    engine.query("How long do refunds take?")
     for i in range(queries):
-        engine.query(f"How long do refunds take? #{i}")
+        engine.query("How long do refunds take?" if hit else f"How long do refunds take? #{i}")
 
 
 def count(variant: str, queries: int, workdir: Path) -> int:
@@ -126,7 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     for v in VARIANTS:
         base = async_base if v.endswith("async") else sync_base
         print(f"| {v} | {per_query[v] / 1e6:.2f} M | {per_query[v] / base:.3f}x |")
-    print(f"\n{args.queries} queries per variant after 20 warm-up queries (async vs bare async).")
+    print(
+        f"\n{args.queries} queries per variant after 21 warm-up queries (async vs bare async);"
+        " the L1 hit row is the same question each time, its ratio is hit / bare miss."
+    )
     return 0
 
 
