@@ -7,7 +7,7 @@ import bisect
 import os
 import re
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from ragprod.errors import ConfigurationError
@@ -404,6 +404,16 @@ class PIIAnonymizer:
         if not isinstance(text, str):
             raise TypeError(f"expected str, got {type(text).__name__}")
         return self._pseudonyms.restore(text, self._lookup(mapping))
+
+    def restore_function(self, mapping: Mapping[str, str] | None = None) -> Callable[[str], str]:
+        """:meth:`deanonymize` with ``mapping`` bound, for restoring many strings of one answer."""
+        lookup = self._lookup(mapping)
+        restore = self._pseudonyms.restore
+
+        def restore_text(text: str) -> str:
+            return restore(text, lookup)
+
+        return restore_text
 
     def restorer(self, mapping: Mapping[str, str] | None = None) -> StreamRestorer:
         """A :class:`StreamRestorer` for a streamed answer (holds back split pseudonyms)."""

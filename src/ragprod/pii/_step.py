@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncGenerator, Generator, Mapping
+from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 
 from llama_index.core.base.base_query_engine import BaseQueryEngine
 from llama_index.core.base.response.schema import (
@@ -70,35 +70,36 @@ class PIIStep:
         """Restore pseudonyms in ``response`` (in place; streams are wrapped)."""
         if not self.restore:
             return response
-        deanonymize = self.anonymizer.deanonymize
+        deanonymize = self.anonymizer.restore_function(mapping)
         if isinstance(response, Response):
             if response.response is not None:
-                response.response = deanonymize(response.response, mapping)
+                response.response = deanonymize(response.response)
         elif isinstance(response, StreamingResponse):
             if response.response_txt is not None:
-                response.response_txt = deanonymize(response.response_txt, mapping)
+                response.response_txt = deanonymize(response.response_txt)
             if response.response_gen is not None:
                 response.response_gen = _restore_stream(
                     response.response_gen, self.anonymizer.restorer(mapping)
                 )
         elif isinstance(response, AsyncStreamingResponse):
             if response.response_txt is not None:
-                response.response_txt = deanonymize(response.response_txt, mapping)
+                response.response_txt = deanonymize(response.response_txt)
             if response.response_gen is not None:
                 response.response_gen = _arestore_stream(
                     response.response_gen, self.anonymizer.restorer(mapping)
                 )
         sources = getattr(response, "source_nodes", None)
         if sources:
-            response.source_nodes = [self._restore_node(n, mapping) for n in sources]
+            response.source_nodes = [self._restore_node(n, deanonymize) for n in sources]
         return response
 
-    def _restore_node(self, item: NodeWithScore, mapping: Mapping[str, str]) -> NodeWithScore:
+    @staticmethod
+    def _restore_node(item: NodeWithScore, deanonymize: Callable[[str], str]) -> NodeWithScore:
         node = item.node
         text = node.get_content()
-        restored = self.anonymizer.deanonymize(text, mapping)
+        restored = deanonymize(text)
         metadata = {
-            key: self.anonymizer.deanonymize(value, mapping) if isinstance(value, str) else value
+            key: deanonymize(value) if isinstance(value, str) else value
             for key, value in node.metadata.items()
         }
         if restored == text and metadata == node.metadata:
