@@ -52,10 +52,11 @@ class AttributeBudget:
     drops the ones set first (usually the most important). This budget stops
     at the limit instead, keeps one slot for ``ragprod.attributes.dropped``,
     and records how many it refused. Callers set the most important
-    attributes first.
+    attributes first, then call :meth:`close`, which writes them all in one
+    ``set_attributes`` call (one lock round trip instead of one per key).
     """
 
-    __slots__ = ("dropped", "left", "span")
+    __slots__ = ("dropped", "left", "pending", "span")
 
     def __init__(self, span: Span) -> None:
         limits = getattr(span, "_limits", None)
@@ -64,19 +65,26 @@ class AttributeBudget:
         self.span = span
         self.left = limit - used - 1
         self.dropped = 0
+        self.pending: dict[str, AttributeValue] = {}
 
     def set(self, key: str, value: AttributeValue) -> None:
-        """Set one attribute, or count it as dropped if the span is full."""
+        """Queue one attribute, or count it as dropped if the span is full."""
+        if key in self.pending:
+            self.pending[key] = value
+            return
         if self.left <= 0:
             self.dropped += 1
             return
         self.left -= 1
-        self.span.set_attribute(key, value)
+        self.pending[key] = value
 
     def close(self) -> None:
-        """Record the number of refused attributes, if any."""
+        """Write the queued attributes and the number refused, if any."""
         if self.dropped:
-            self.span.set_attribute("ragprod.attributes.dropped", self.dropped)
+            self.pending["ragprod.attributes.dropped"] = self.dropped
+        if self.pending:
+            self.span.set_attributes(self.pending)
+            self.pending = {}
 
 
 def node_attributes(

@@ -184,7 +184,9 @@ class QueryScope:
         record_error(self.span, exc, step.config.scrubber)
         if self.recording:
             self.span.set_attribute("ragprod.outcome", outcome)
-            self._record_fields(AttributeBudget(self.span))
+            budget = AttributeBudget(self.span)
+            self._record_fields(budget)
+            budget.close()
         self.span.end()
         if step.config.log_events:
             _log.warning(
