@@ -6,7 +6,7 @@ counts the instructions of every thread, the same for the same input whatever
 else the machine does. Each variant runs twice (0 and N queries after the same
 setup and warm-up); the difference divided by N is the cost of one query.
 
-Usage (about 15 minutes with two cores; needs ``valgrind`` on PATH)::
+Usage (about 20 minutes with two cores; needs ``valgrind`` on PATH)::
 
     python benchmarks/harden_instructions.py [--queries 200] [--jobs 2]
 
@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -33,6 +34,8 @@ VARIANTS = (
     "every layer, inline timeout",
     "every layer, async",
     "every layer, L1 hit",
+    "bare, server thread",
+    "every layer, server thread",
 )
 
 
@@ -75,11 +78,23 @@ def child(variant: str, queries: int) -> None:
         asyncio.run(run())
         return
     hit = variant.endswith("L1 hit")  # the same question every time: served from L1
-    for i in range(20):
-        engine.query(f"warm {i}")
-    engine.query("How long do refunds take?")
-    for i in range(queries):
-        engine.query("How long do refunds take?" if hit else f"How long do refunds take? #{i}")
+
+    def loop() -> None:
+        for i in range(20):
+            engine.query(f"warm {i}")
+        engine.query("How long do refunds take?")
+        for i in range(queries):
+            engine.query("How long do refunds take?" if hit else f"How long do refunds take? #{i}")
+
+    if variant.endswith("server thread"):
+        # As in a threaded server: requests arrive on a thread other than the one
+        # that built the index (some tokenizers keep per-thread state that is
+        # fastest on the thread that used it first).
+        server = threading.Thread(target=loop)
+        server.start()
+        server.join()
+        return
+    loop()
 
 
 def count(variant: str, queries: int, workdir: Path) -> int:
@@ -124,15 +139,16 @@ def main(argv: list[str] | None = None) -> int:
         counts = pool.map(lambda r: count(r[0], r[1], Path(tmp)), runs)
         totals = dict(zip(runs, counts, strict=True))
     per_query = {v: (totals[(v, args.queries)] - totals[(v, 0)]) / args.queries for v in VARIANTS}
-    sync_base, async_base = per_query["bare"], per_query["bare, async"]
     print("| variant | instructions per query | vs bare |")
     print("|---|---|---|")
     for v in VARIANTS:
-        base = async_base if v.endswith("async") else sync_base
+        kind = next((k for k in ("async", "server thread") if v.endswith(k)), None)
+        base = per_query[f"bare, {kind}"] if kind else per_query["bare"]
         print(f"| {v} | {per_query[v] / 1e6:.2f} M | {per_query[v] / base:.3f}x |")
     print(
-        f"\n{args.queries} queries per variant after 21 warm-up queries (async vs bare async);"
-        " the L1 hit row is the same question each time, its ratio is hit / bare miss."
+        f"\n{args.queries} queries per variant after 21 warm-up queries. Async rows compare"
+        " with bare async, server-thread rows with bare called from a non-main thread;"
+        " the L1 hit row repeats one question, its ratio is hit / bare miss."
     )
     return 0
 
