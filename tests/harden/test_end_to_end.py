@@ -29,12 +29,13 @@ from llama_index.core.base.response.schema import (
 )
 from llama_index.core.llms.callbacks import llm_completion_callback
 from llama_index.core.node_parser import SentenceSplitter
+from llama_index.core.schema import QueryBundle
 from prometheus_client import generate_latest
 
 import ragprod
 from ragprod.cache import MemoryCache, RedisCache, TieredCache
 from ragprod.errors import CircuitOpenError
-from ragprod.pii import PIIAnonymizer, PIITransform
+from ragprod.pii import PIIAnonymizer, PIINodePostprocessor, PIITransform
 from ragprod.resilience import CircuitBreaker, Resilience
 from ragprod.testing import (
     ExtractiveLLM,
@@ -323,3 +324,40 @@ def test_redis_down_degrades_to_l1(dead_redis_url: str) -> None:
     assert str(engine.query(QUESTION)) == str(first)
     hits = engine.metrics.value("ragprod_cache_queries_total", engine="e2e-dead", outcome="hit")
     assert hits == 1
+
+
+def test_response_metadata_is_restored_but_the_cache_keeps_pseudonyms(
+    redis_server_url: str, redis_prefix: str
+) -> None:
+    """Metadata that reached the LLM pseudonymized comes back restored; L1 and L2 do not."""
+    anonymizer = PIIAnonymizer(key=KEY)
+    title = "Complaint from Ms. Priya Raman"
+    index = VectorStoreIndex.from_documents(
+        [Document(text="Refunds are paid within five business days.", metadata={"title": title})],
+        embed_model=HashEmbedding(),
+    )
+    cache = TieredCache(MemoryCache(), RedisCache(redis_server_url, prefix=redis_prefix))
+    llm = RecordingLLM(prompts=[])
+    engine = ragprod.harden(
+        index,
+        pii=anonymizer,
+        cache=cache,
+        llm=llm,
+        similarity_top_k=1,
+        node_postprocessors=[PIINodePostprocessor(anonymizer)],
+        name="e2e-meta",
+    )
+    for _ in range(2):  # a miss, then an L1 hit
+        response = engine.query("When are refunds paid?")
+        assert isinstance(response, Response)
+        assert response.metadata is not None
+        assert [m["title"] for m in response.metadata.values()] == [title]
+        assert response.source_nodes[0].node.metadata["title"] == title
+    assert "Priya Raman" not in "\n".join(llm.prompts)  # the title went to the LLM pseudonymized
+    assert leaks(redis_dump(redis_server_url, redis_prefix)) == []
+    step = engine.layers["cache"]
+    cached = cache.peek(
+        step.key(QueryBundle("When are refunds paid?"), cache.generation("e2e-meta"))
+    )
+    assert isinstance(cached, Response)
+    assert "Priya Raman" not in json.dumps(cached.metadata)

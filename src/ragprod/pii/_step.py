@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
+from typing import Any
 
 from llama_index.core.base.base_query_engine import BaseQueryEngine
 from llama_index.core.base.response.schema import (
@@ -30,9 +31,11 @@ class PIIStep:
     PII. On the way back, with ``restore=True``, it puts the originals back
     into the answer text and the source nodes' text and string metadata, using
     the request's own mapping first and the anonymizer's vault for pseudonyms
-    that came from anonymized documents. Streamed answers are restored chunk
-    by chunk; a pseudonym split across chunks is held back until it is
-    complete.
+    that came from anonymized documents. The response's ``metadata`` (where
+    LlamaIndex copies the source nodes' metadata) is restored into new dicts,
+    so a cache that holds the response keeps only pseudonyms. Streamed answers
+    are restored chunk by chunk; a pseudonym split across chunks is held back
+    until it is complete.
 
     Args:
         anonymizer: the :class:`PIIAnonymizer` to use.
@@ -91,6 +94,11 @@ class PIIStep:
         sources = getattr(response, "source_nodes", None)
         if sources:
             response.source_nodes = [self._restore_node(n, deanonymize) for n in sources]
+        metadata = getattr(response, "metadata", None)
+        if metadata:
+            # LlamaIndex copies the source nodes' metadata here (node id -> dict).
+            # New containers, never in place: a cache may hold the inner dicts.
+            response.metadata = _restore_tree(metadata, deanonymize)
         return response
 
     @staticmethod
@@ -121,6 +129,17 @@ class PIIStep:
 
     def __repr__(self) -> str:
         return f"PIIStep(restore={self.restore}, anonymizer={self.anonymizer!r})"
+
+
+def _restore_tree(value: Any, deanonymize: Callable[[str], str]) -> Any:
+    """``value`` with pseudonyms restored in every string, as new dicts and lists."""
+    if isinstance(value, str):
+        return deanonymize(value)
+    if isinstance(value, dict):
+        return {key: _restore_tree(item, deanonymize) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_restore_tree(item, deanonymize) for item in value)
+    return value
 
 
 def _restore_stream(
