@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+from abc import ABC, abstractmethod
 from typing import Any
 
 from llama_index.core.storage.kvstore.types import BaseKVStore
@@ -28,46 +29,62 @@ FIELD = "ct"
 Pairs = list[tuple[str, Any]]
 
 
-class Backend:
-    """Stores opaque records (what :meth:`wrap` returns) under storage keys."""
+class Backend(ABC):
+    """Stores opaque records (what :meth:`wrap` returns) under storage keys.
+
+    The interface ``EncryptedKVStore`` talks to; :class:`KVBackend` and
+    :class:`RedisBytesBackend` implement all of it.
+    """
 
     name = "backend"
 
+    @abstractmethod
     def wrap(self, blob: bytes) -> Any:
-        raise NotImplementedError
+        """The stored form of a sealed record."""
 
+    @abstractmethod
     def unwrap(self, stored: Any) -> bytes:
-        raise NotImplementedError
+        """The sealed record inside a stored value (``DecryptionError`` if malformed)."""
 
+    @abstractmethod
     def put(self, key: str, stored: Any, collection: str) -> None:
-        raise NotImplementedError
+        """Store one record."""
 
+    @abstractmethod
     async def aput(self, key: str, stored: Any, collection: str) -> None:
-        raise NotImplementedError
+        """Store one record (async)."""
 
+    @abstractmethod
     def put_all(self, pairs: Pairs, collection: str, batch_size: int) -> None:
-        raise NotImplementedError
+        """Store many records, ``batch_size`` per round trip."""
 
+    @abstractmethod
     async def aput_all(self, pairs: Pairs, collection: str, batch_size: int) -> None:
-        raise NotImplementedError
+        """Store many records, ``batch_size`` per round trip (async)."""
 
+    @abstractmethod
     def get(self, key: str, collection: str) -> Any | None:
-        raise NotImplementedError
+        """The stored value under ``key``, or ``None``."""
 
+    @abstractmethod
     async def aget(self, key: str, collection: str) -> Any | None:
-        raise NotImplementedError
+        """The stored value under ``key``, or ``None`` (async)."""
 
+    @abstractmethod
     def get_all(self, collection: str) -> dict[str, Any]:
-        raise NotImplementedError
+        """Every stored value of ``collection`` by storage key."""
 
+    @abstractmethod
     async def aget_all(self, collection: str) -> dict[str, Any]:
-        raise NotImplementedError
+        """Every stored value of ``collection`` by storage key (async)."""
 
+    @abstractmethod
     def delete(self, key: str, collection: str) -> bool:
-        raise NotImplementedError
+        """Remove ``key``; whether it existed."""
 
+    @abstractmethod
     async def adelete(self, key: str, collection: str) -> bool:
-        raise NotImplementedError
+        """Remove ``key``; whether it existed (async)."""
 
 
 class KVBackend(Backend):
