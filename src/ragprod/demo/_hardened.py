@@ -117,9 +117,8 @@ def harden_section(ctx: DemoContext) -> None:
     spans = SpanCapture()
     ctx.cleanup.callback(spans.shutdown)
     anonymizer = PIIAnonymizer(key=DEMO_PII_KEY, vault=Vault())
-    tracing = Tracing(
-        tracer_provider=spans.provider, capture_content=True, scrubber=anonymizer.scrub
-    )
+    # Content capture on: harden() scrubs captured text with the PII layer's detectors.
+    tracing = Tracing(tracer_provider=spans.provider, capture_content=True)
     prefix = f"ragprod-demo:{uuid.uuid4().hex[:12]}" if ctx.redis_url else None
     cache = make_cache(ctx.redis_url, prefix)
     if ctx.redis_url is not None and prefix is not None:

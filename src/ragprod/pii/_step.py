@@ -106,10 +106,7 @@ class PIIStep:
         node = item.node
         text = node.get_content()
         restored = deanonymize(text)
-        metadata = {
-            key: deanonymize(value) if isinstance(value, str) else value
-            for key, value in node.metadata.items()
-        }
+        metadata = _restore_tree(node.metadata, deanonymize)
         if restored == text and metadata == node.metadata:
             return item
         copy = node.model_copy()

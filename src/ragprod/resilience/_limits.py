@@ -124,8 +124,7 @@ class Timeout:
         context = contextvars.copy_context()
         job: _Job[T] = _Job(functools.partial(context.run, fn, *args, **kwargs))
         self._pool().submit(job)
-        # A lock released by the worker is the cheapest hand-back CPython has
-        # (a Future costs a Condition and several more lock round trips).
+        # The worker releases ``finished`` when done: one lock, no Future/Condition.
         if not job.finished.acquire(timeout=seconds):
             job.abandoned = True  # a worker that has not started it will skip it
             if not job.finished.acquire(blocking=False):  # not finished at the last moment
